@@ -19,7 +19,6 @@ import re
 import socket
 import ssl
 import struct
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -78,6 +77,8 @@ _KEYGEN_TYPE_NAMES = {
     },
 }
 _PUBLIC_KEY_PREFIXES = ("ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-")
+# How `fivetran configuration` marks a value it encrypted (decrypted only by the CLI's own runs).
+_ENCRYPTED = "fivetran_encrypted:"
 
 
 # --- Configuration ---
@@ -359,6 +360,17 @@ def parse_configuration(configuration: dict) -> Settings:
     unknown = sorted(set(configuration) - set(_FIELDS_BY_KEY))
     if unknown:
         log.warning(f"Ignoring unknown configuration keys: {', '.join(unknown)} (check spelling).")
+    # `fivetran configuration` saves password fields encrypted; `fivetran debug` and the setup
+    # tests decrypt them, but `python connector.py` (connector.debug) hands them over as they are.
+    encrypted = sorted(
+        k for k, v in configuration.items() if isinstance(v, str) and v.startswith(_ENCRYPTED)
+    )
+    if encrypted:
+        raise SetupError(
+            f"Configuration keys {', '.join(encrypted)} are still encrypted ({_ENCRYPTED}...): "
+            f"run `fivetran debug`, which decrypts them, or put the plain values in the "
+            f"configuration."
+        )
     if not _value(configuration, "ssh_private_key").strip():
         raise SetupError(
             "Configuration key 'ssh_private_key' is required and empty: paste the private key "
@@ -1173,7 +1185,6 @@ def open_tunnel(settings: Settings, known_hosts: dict):
         remote_bind_address=(settings.remote_host, settings.remote_port),
         local_bind_address=("127.0.0.1", settings.local_port),
         logger=_library_logger("sshtunnel"),
-        mute_exceptions=True,
     )
     try:
         tunnel.start()
@@ -1251,8 +1262,10 @@ class ApiClient:
 
     def _open(self) -> None:
         """Open the tunnel and an HTTP connection pool on its local port."""
-        self._tunnel = open_tunnel(self.settings, self.known_hosts)
         s = self.settings
+        # Before the tunnel: a bad api_ca_certificate must not leave an open tunnel behind.
+        tls_context = _tls_context(s.api_ca_certificate) if s.api_scheme == "https" else None
+        self._tunnel = open_tunnel(self.settings, self.known_hosts)
         timeout = urllib3.Timeout(connect=s.ssh_timeout, read=s.http_timeout)
         if s.api_scheme == "https":
             tls_name = s.api_hostname or s.remote_host
@@ -1265,7 +1278,7 @@ class ApiClient:
                 maxsize=1,
                 server_hostname=tls_name,
                 assert_hostname=tls_name,
-                ssl_context=_tls_context(s.api_ca_certificate),
+                ssl_context=tls_context,
             )
         else:
             self._pool = urllib3.HTTPConnectionPool(
@@ -1394,7 +1407,7 @@ def _tls_context(ca_pem: str) -> ssl.SSLContext:
     except ssl.SSLError as error:
         problem = (
             f"Configuration key 'api_ca_certificate' is not a valid PEM certificate "
-            f"({error.reason})."
+            f"({error.reason or error})."
         )
     raise SetupError(problem)
 
@@ -1699,11 +1712,12 @@ connector = Connector(update=update, schema=schema, configuration_form=configura
 
 
 if __name__ == "__main__":
+    # `python connector.py`: a local debug sync with configuration.json, as Fivetran's examples do.
     _config_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configuration.json")
     if not os.path.exists(_config_path):
-        sys.exit(
+        raise SystemExit(
             f"No configuration.json at {_config_path}: copy configuration.json.example to "
-            f"configuration.json and fill in your values."
+            f"configuration.json and fill in your values (see README.md)."
         )
     with open(_config_path, encoding="utf-8") as _file:
         connector.debug(configuration=json.load(_file))

@@ -45,9 +45,7 @@ class AsyncSshServer:
     async def _listen(self) -> None:
         config = self.config
         forwarding = config.allow_tcp_forwarding
-        host_keys = [
-            str(config.folder / f"ssh_host_{t}_key") for t in config.host_key_types
-        ]
+        host_keys = [str(config.folder / f"ssh_host_{t}_key") for t in config.host_key_types]
 
         class Server(asyncssh.SSHServer):
             def begin_auth(self, username):

@@ -14,9 +14,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from servers import Playground, SshServer, have_openssh, make_key  # noqa: E402
-
-from fivetran_connector_sdk import Logging  # noqa: E402
+from fivetran_connector_sdk import Logging
+from servers import Playground, SshServer, have_openssh, make_key
 
 # `log.info` raises TypeError outside a run unless a level is set (see the field notes).
 Logging.LOG_LEVEL = Logging.Level.DEBUG

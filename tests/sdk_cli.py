@@ -61,7 +61,9 @@ def cli_environment(home: Path, extra: dict = None) -> dict:
     env.update(
         HOME=str(home),
         DO_NOT_TRACK="1",
-        PATH=f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        PATH=os.pathsep.join(
+            [str(bin_dir), str(Path(sys.executable).parent), env.get("PATH", "")]
+        ),
         PYTHONUNBUFFERED="1",
         TZ="UTC",
     )
@@ -70,7 +72,7 @@ def cli_environment(home: Path, extra: dict = None) -> dict:
 
 
 def run_cli(project: Path, args: list, home: Path, timeout: float = _CLI_TIMEOUT, env=None):
-    """Run `fivetran <args>` in `project`; returns the CompletedProcess (stdout and stderr merged)."""
+    """Run `fivetran <args>` in `project`; the CompletedProcess has stdout and stderr merged."""
     return subprocess.run(
         [fivetran_executable(), *args],
         cwd=project,
@@ -113,20 +115,20 @@ def start_debug(project: Path, configuration: dict, home: Path, extra_args=()):
 
 def warehouse_rows(project: Path, table: str = "user") -> list:
     """Every row of `table` in the project's files/warehouse.db, as dicts."""
-    import duckdb  # noqa: PLC0415 - a test-only dependency
+    import duckdb
 
     connection = duckdb.connect(str(Path(project) / "files" / "warehouse.db"), read_only=True)
     try:
         cursor = connection.execute(f'SELECT * FROM tester."{table}"')
         names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return [dict(zip(names, row, strict=False)) for row in cursor.fetchall()]
     finally:
         connection.close()
 
 
 def primary_key_columns(project: Path, table: str = "user") -> list:
     """The primary key columns DuckDB has for `table`."""
-    import duckdb  # noqa: PLC0415
+    import duckdb
 
     connection = duckdb.connect(str(Path(project) / "files" / "warehouse.db"), read_only=True)
     try:

@@ -6,6 +6,7 @@
 - `make_key`: private keys of every type and format, generated on the spot.
 """
 
+import contextlib
 import getpass
 import json
 import os
@@ -184,7 +185,7 @@ class SshServer:
 
     def start(self) -> "SshServer":
         if not self.openssh:
-            from asyncssh_server import AsyncSshServer  # noqa: PLC0415 - only without OpenSSH
+            from asyncssh_server import AsyncSshServer
 
             self._asyncssh = AsyncSshServer(self)
             self._asyncssh.start()
@@ -210,10 +211,8 @@ class SshServer:
             self._asyncssh = None
         if self.process is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -223,7 +222,7 @@ class SshServer:
         self.process = None
 
     def session_pids(self) -> list:
-        """PIDs of the sshd processes serving sessions of this server (children of the listener)."""
+        """PIDs of the sshd processes serving this server's sessions (the listener's children)."""
         if self.process is None:
             return []
         try:
@@ -238,10 +237,8 @@ class SshServer:
         """Kill every session process of this server (the listener stays); returns how many."""
         pids = self.session_pids()
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         return len(pids)
 
     def log_text(self) -> str:
@@ -285,7 +282,7 @@ class Playground:
 
     def get(self, path: str) -> dict:
         """A direct request (no tunnel), to compare the sync against."""
-        import requests  # noqa: PLC0415
+        import requests
 
         response = requests.get(
             self.url(path), headers={"Authorization": f"apiKey {self.api_key}"}, timeout=30
