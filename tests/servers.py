@@ -211,6 +211,7 @@ class SshServer:
             self._asyncssh = None
         if self.process is None:
             return
+        sessions = self.session_pids()  # before the listener dies: they are its children
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
         try:
@@ -218,7 +219,9 @@ class SshServer:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=5)
-        self.kill_sessions()
+        for pid in sessions:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.process = None
 
     def session_pids(self) -> list:
@@ -226,8 +229,9 @@ class SshServer:
         if self.process is None:
             return []
         try:
+            # sshd's per-connection processes call setsid(): they are children, not session peers
             output = subprocess.run(
-                ["pgrep", "-s", str(self.process.pid)], capture_output=True, text=True, timeout=10
+                ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, timeout=10
             ).stdout
         except FileNotFoundError:
             output = ""
