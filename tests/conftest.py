@@ -69,25 +69,37 @@ def playground():
     server.stop()
 
 
+def tunnel_config(sshd, client_key, api, **overrides) -> dict:
+    """A configuration reaching `api` (anything with `port` and `api_key`) through `sshd` as
+    `client_key`, with the host key pinned; keywords override or add keys (None removes one)."""
+    configuration = {
+        "ssh_host": "127.0.0.1",
+        "ssh_port": str(sshd.port),
+        "ssh_user": sshd.user,
+        "ssh_private_key": client_key[0],
+        "ssh_host_key": sshd.host_key_line("ed25519"),
+        "api_key": api.api_key,
+        "remote_port": str(api.port),
+    }
+    configuration.update(overrides)
+    return {k: v for k, v in configuration.items() if v is not None}
+
+
 @pytest.fixture
 def make_config(sshd, playground, client_key):
-    """A configuration reaching `playground` through `sshd`, with the host key pinned; keyword
-    arguments override or add keys."""
+    """tunnel_config for `playground` through `sshd`, as a builder taking overrides."""
+    return lambda **overrides: tunnel_config(sshd, client_key, playground, **overrides)
 
-    def build(**overrides) -> dict:
-        configuration = {
-            "ssh_host": "127.0.0.1",
-            "ssh_port": str(sshd.port),
-            "ssh_user": sshd.user,
-            "ssh_private_key": client_key[0],
-            "ssh_host_key": sshd.host_key_line("ed25519"),
-            "api_key": playground.api_key,
-            "remote_port": str(playground.port),
-        }
-        configuration.update(overrides)
-        return {k: v for k, v in configuration.items() if v is not None}
 
-    return build
+@pytest.fixture(scope="module")
+def no_forwarding_sshd(tmp_path_factory, client_key):
+    """An OpenSSH server that authorizes `client_key` but refuses port forwarding."""
+    server = SshServer(
+        tmp_path_factory.mktemp("sshd-no-forwarding"), [client_key[1]], allow_tcp_forwarding=False
+    )
+    server.start()
+    yield server
+    server.stop()
 
 
 class Recorder:

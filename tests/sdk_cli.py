@@ -85,6 +85,20 @@ def run_cli(project: Path, args: list, home: Path, timeout: float = _CLI_TIMEOUT
     )
 
 
+def run_connector_script(project: Path, home: Path, timeout: float = _CLI_TIMEOUT):
+    """`python connector.py` in `project` (it reads the project's configuration.json)."""
+    return subprocess.run(
+        [sys.executable, "connector.py"],
+        cwd=project,
+        env=cli_environment(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def run_debug(project: Path, configuration: dict, home: Path, extra_args=(), timeout=_CLI_TIMEOUT):
     """`fivetran debug --configuration <file>` with `configuration` written beside the project
     (not as its configuration.json)."""

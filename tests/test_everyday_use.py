@@ -4,12 +4,11 @@ bounded rate on long syncs with the per-page detail at DEBUG."""
 import json
 import re
 import subprocess
-import sys
 import time
 
 import pytest
 from fake_api import FakeApi
-from sdk_cli import cli_environment, copy_project, warehouse_rows
+from sdk_cli import copy_project, run_connector_script, warehouse_rows
 
 import connector
 
@@ -18,16 +17,7 @@ _RUN_TIMEOUT = 120  # a hang guard for one run, not a performance claim
 
 def run_connector_py(project, home) -> subprocess.CompletedProcess:
     """`python connector.py` in `project`, offline, with stdout and stderr merged."""
-    return subprocess.run(
-        [sys.executable, "connector.py"],
-        cwd=project,
-        env=cli_environment(home),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        timeout=_RUN_TIMEOUT,
-    )
+    return run_connector_script(project, home, _RUN_TIMEOUT)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import time
 
 import psutil
 import pytest
-from conftest import wait_until
+from conftest import tunnel_config, wait_until
 from fake_api import FakeApi, record
 from servers import Playground, SshServer, free_port, make_key
 
@@ -207,23 +207,12 @@ def api(leak_check):
 def config(sshd, client_key, api):
     """A configuration reaching `api` through `sshd` with small timeouts; keywords override."""
 
-    def build(**overrides) -> dict:
-        configuration = {
-            "ssh_host": "127.0.0.1",
-            "ssh_port": str(sshd.port),
-            "ssh_user": sshd.user,
-            "ssh_private_key": client_key[0],
-            "ssh_host_key": sshd.host_key_line("ed25519"),
-            "api_key": api.api_key,
-            "remote_port": str(api.port),
-            "api_path": "/records?per_page=50",
-            "ssh_timeout": f"{_SSH_TIMEOUT:g}",
-            "http_timeout": f"{_HTTP_TIMEOUT:g}",
-        }
-        configuration.update(overrides)
-        return configuration
-
-    return build
+    defaults = {
+        "api_path": "/records?per_page=50",
+        "ssh_timeout": f"{_SSH_TIMEOUT:g}",
+        "http_timeout": f"{_HTTP_TIMEOUT:g}",
+    }
+    return lambda **overrides: tunnel_config(sshd, client_key, api, **{**defaults, **overrides})
 
 
 @pytest.fixture

@@ -9,9 +9,11 @@ through Flask's test client (no network, no DNS).
 import datetime
 import ssl
 import threading
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import tunnel_config
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -182,24 +184,14 @@ def http_api(playground_app):
 def https_config(sshd, client_key, https_api, ca):
     """A configuration for the HTTPS API through `sshd`; keyword arguments override."""
 
-    def build(**overrides) -> dict:
-        configuration = {
-            "ssh_host": "127.0.0.1",
-            "ssh_port": str(sshd.port),
-            "ssh_user": sshd.user,
-            "ssh_private_key": client_key[0],
-            "ssh_host_key": sshd.host_key_line("ed25519"),
-            "api_key": _API_KEY,
-            "remote_port": str(https_api.port),
-            "api_path": _PAGED_PATH,
-            "api_scheme": "https",
-            "api_hostname": _API_NAME,
-            "api_ca_certificate": pem(ca[1]),
-        }
-        configuration.update(overrides)
-        return configuration
-
-    return build
+    https = {
+        "api_path": _PAGED_PATH,
+        "api_scheme": "https",
+        "api_hostname": _API_NAME,
+        "api_ca_certificate": pem(ca[1]),
+    }
+    api = SimpleNamespace(port=https_api.port, api_key=_API_KEY)
+    return lambda **overrides: tunnel_config(sshd, client_key, api, **{**https, **overrides})
 
 
 def all_records_directly(app, path: str) -> dict:

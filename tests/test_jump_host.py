@@ -23,17 +23,6 @@ def jump(tmp_path_factory, client_key):
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def jump_no_forwarding(tmp_path_factory, client_key):
-    """A jump host that authorizes `client_key` but refuses port forwarding."""
-    server = SshServer(
-        tmp_path_factory.mktemp("jump-no-forwarding"), [client_key[1]], allow_tcp_forwarding=False
-    )
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def jump_config(make_config, jump):
     """A configuration reaching the playground through `jump`, then `sshd`, both keys pinned."""
@@ -259,15 +248,15 @@ def test_target_auth_refused_names_ssh_user_and_ssh_private_key(
 @pytest.mark.integration
 @pytest.mark.openssh
 def test_jump_host_refusing_forwarding_is_named(
-    jump_config, jump_no_forwarding, recorder, no_leaks
+    jump_config, no_forwarding_sshd, recorder, no_leaks
 ):
     message = sync_error(
         jump_config(
-            ssh_jump_port=str(jump_no_forwarding.port),
-            ssh_jump_host_key=jump_no_forwarding.host_key_line("ed25519"),
+            ssh_jump_port=str(no_forwarding_sshd.port),
+            ssh_jump_host_key=no_forwarding_sshd.host_key_line("ed25519"),
         )
     )
-    assert f"127.0.0.1:{jump_no_forwarding.port} refuses port forwarding" in message
+    assert f"127.0.0.1:{no_forwarding_sshd.port} refuses port forwarding" in message
     assert "AllowTcpForwarding" in message and "ssh_host" in message
 
 

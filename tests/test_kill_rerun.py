@@ -16,7 +16,7 @@ import signal
 import subprocess
 
 import pytest
-from conftest import wait_until
+from conftest import tunnel_config, wait_until
 from fake_api import FakeApi, record
 from sdk_cli import copy_project, run_debug, saved_state, start_debug, warehouse_rows
 
@@ -70,16 +70,7 @@ def project(tmp_path):
 
 @pytest.fixture
 def configuration(sshd, client_key, api) -> dict:
-    return {
-        "ssh_host": "127.0.0.1",
-        "ssh_port": str(sshd.port),
-        "ssh_user": sshd.user,
-        "ssh_private_key": client_key[0],
-        "ssh_host_key": sshd.host_key_line("ed25519"),
-        "api_key": api.api_key,
-        "remote_port": str(api.port),
-        "api_path": f"/records?per_page={_PER_PAGE}",
-    }
+    return tunnel_config(sshd, client_key, api, api_path=f"/records?per_page={_PER_PAGE}")
 
 
 @pytest.fixture

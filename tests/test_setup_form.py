@@ -9,13 +9,12 @@ import json
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 from fivetran_connector_sdk import form_field
 from fivetran_connector_sdk_cli.configuration_decryption import encrypt_value
-from sdk_cli import cli_environment, copy_project, run_cli
-from servers import PROJECT_DIR, SSH_KEYGEN, SshServer, free_port
+from sdk_cli import copy_project, run_cli, run_connector_script
+from servers import PROJECT_DIR, SSH_KEYGEN, free_port
 
 import connector
 
@@ -85,17 +84,6 @@ def cli_project(tmp_path_factory):
     home = root / "home"
     home.mkdir()
     return copy_project(root / "project"), home
-
-
-@pytest.fixture(scope="module")
-def no_forwarding_sshd(tmp_path_factory, client_key):
-    """An OpenSSH server that authorizes `client_key` but refuses port forwarding."""
-    server = SshServer(
-        tmp_path_factory.mktemp("sshd-no-forwarding"), [client_key[1]], allow_tcp_forwarding=False
-    )
-    server.start()
-    yield server
-    server.stop()
 
 
 def run_setup_tests(cli_project, configuration: dict, home=None) -> subprocess.CompletedProcess:
@@ -225,16 +213,7 @@ def test_python_connector_py_names_values_it_cannot_decrypt(make_config, tmp_pat
     home.mkdir()
     project = copy_project(tmp_path / "project")
     (project / "configuration.json").write_text(json.dumps(_encrypted(make_config(), home)))
-    result = subprocess.run(
-        [sys.executable, "connector.py"],
-        cwd=project,
-        env=cli_environment(home),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        timeout=_CLI_TIMEOUT,
-    )
+    result = run_connector_script(project, home, _CLI_TIMEOUT)
     assert result.returncode != 0
     assert "still encrypted" in result.stdout
     assert "api_key, ssh_private_key" in result.stdout
