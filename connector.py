@@ -357,6 +357,30 @@ def _user(configuration: dict, key: str, fallback: str = "") -> str:
     return text
 
 
+def _jump_hop(configuration: dict, target: Hop) -> Hop:
+    """The jump host in front of `target`. Its user and key default to the target's; its
+    passphrase defaults to the target's only when the target's key is used."""
+    own_key = bool(_value(configuration, "ssh_jump_private_key").strip())
+    own_passphrase = own_key or bool(_value(configuration, "ssh_jump_key_passphrase"))
+    return Hop(
+        prefix="ssh_jump",
+        host=_host(configuration, "ssh_jump_host"),
+        port=_port(configuration, "ssh_jump_port"),
+        user=_user(configuration, "ssh_jump_user", fallback=target.user),
+        key_text=Secret(_value(configuration, "ssh_jump_private_key"))
+        if own_key
+        else target.key_text,
+        passphrase=Secret(_value(configuration, "ssh_jump_key_passphrase"))
+        if own_passphrase
+        else target.passphrase,
+        key_setting="ssh_jump_private_key" if own_key else target.key_setting,
+        passphrase_setting="ssh_jump_key_passphrase"
+        if own_passphrase
+        else target.passphrase_setting,
+        host_key=_value(configuration, "ssh_jump_host_key"),
+    )
+
+
 def parse_configuration(configuration: dict) -> Settings:
     """Validate the raw configuration and return it as Settings, defaults applied."""
     if not isinstance(configuration, dict):
@@ -393,26 +417,7 @@ def parse_configuration(configuration: dict) -> Settings:
         passphrase_setting="ssh_key_passphrase",
         host_key=_value(configuration, "ssh_host_key"),
     )
-    jump = None
-    if _value(configuration, "ssh_jump_host"):
-        own_key = bool(_value(configuration, "ssh_jump_private_key").strip())
-        jump = Hop(
-            prefix="ssh_jump",
-            host=_host(configuration, "ssh_jump_host"),
-            port=_port(configuration, "ssh_jump_port"),
-            user=_user(configuration, "ssh_jump_user", fallback=target.user),
-            key_text=Secret(_value(configuration, "ssh_jump_private_key"))
-            if own_key
-            else target.key_text,
-            passphrase=Secret(_value(configuration, "ssh_jump_key_passphrase"))
-            if own_key or _value(configuration, "ssh_jump_key_passphrase")
-            else target.passphrase,
-            key_setting="ssh_jump_private_key" if own_key else "ssh_private_key",
-            passphrase_setting="ssh_jump_key_passphrase"
-            if own_key or _value(configuration, "ssh_jump_key_passphrase")
-            else "ssh_key_passphrase",
-            host_key=_value(configuration, "ssh_jump_host_key"),
-        )
+    jump = _jump_hop(configuration, target) if _value(configuration, "ssh_jump_host") else None
     api_path = _value(configuration, "api_path")
     if not api_path.startswith("/") or re.search(r"\s", api_path) or api_path.startswith("//"):
         raise SetupError(
