@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -47,7 +48,7 @@ _HTTP_MAX_ATTEMPTS = 5
 # First backoff step; doubled per attempt, with full jitter, up to _RETRY_MAX_SECONDS.
 _RETRY_BASE_SECONDS = 1.0
 _RETRY_MAX_SECONDS = 30.0
-# A Retry-After beyond this is treated as "give up": a sync should not sleep for hours.
+# A longer Retry-After is waited out only this long: a sync should not sleep for hours.
 _RETRY_AFTER_CAP_SECONDS = 300.0
 # Reopening the tunnel after the SSH session dropped: per sync, and attempts per reopening.
 _MAX_RECONNECTS = 5
@@ -197,7 +198,8 @@ FIELDS = (
         "api_hostname",
         "API host name (TLS and Host header)",
         "",
-        "Name the API's certificate and virtual host expect. Default: remote_host.",
+        "Name the API's certificate and virtual host expect (TLS name and Host header). "
+        "Default: remote_host over HTTPS; over HTTP, the tunnel's own address as Host.",
     ),
     Field(
         "api_ca_certificate",
@@ -283,13 +285,13 @@ class Settings:
     remote_port: int
     local_port: int  # 0: pick a free port
     api_key: Secret = field(repr=False)
-    api_path: str = "/auth/api_key"
-    api_cursor_param: str = ""
-    api_scheme: str = "http"
-    api_hostname: str = ""  # empty: no Host override over plain HTTP, remote_host for TLS
-    api_ca_certificate: str = field(default="", repr=False)
-    ssh_timeout: float = 30.0
-    http_timeout: float = 60.0
+    api_path: str
+    api_cursor_param: str
+    api_scheme: str
+    api_hostname: str  # empty: no Host override over plain HTTP, remote_host for TLS
+    api_ca_certificate: str = field(repr=False)
+    ssh_timeout: float
+    http_timeout: float
 
 
 def _value(configuration: dict, key: str) -> str:
@@ -399,13 +401,6 @@ def parse_configuration(configuration: dict) -> Settings:
             f"{', '.join(encrypted)}. Run `fivetran debug`, which decrypts them, or put the plain "
             f"values in the configuration."
         )
-    if not _value(configuration, "ssh_private_key").strip():
-        raise SetupError(
-            "Configuration key 'ssh_private_key' is required and empty: paste the private key "
-            "text, including its BEGIN and END lines."
-        )
-    if not _value(configuration, "api_key").strip():
-        raise SetupError("Configuration key 'api_key' is required and empty: set the API key.")
     target = Hop(
         prefix="ssh",
         host=_host(configuration, "ssh_host"),
@@ -799,10 +794,10 @@ def _tcp_connect(hop: Hop, timeout: float) -> socket.socket:
     told apart."""
     try:
         addresses = socket.getaddrinfo(hop.host, hop.port, type=socket.SOCK_STREAM)
-    except socket.gaierror as error:
+    except (socket.gaierror, UnicodeError) as error:
         raise SetupError(
-            f"Could not resolve {hop.prefix}_host '{hop.host}' ({error.strerror}): check the host "
-            f"name.",
+            f"Could not resolve {hop.prefix}_host '{hop.host}' "
+            f"({getattr(error, 'strerror', None) or error}): check the host name.",
             retryable=True,
         ) from None
     problem = None
@@ -887,6 +882,12 @@ def _start_session(hop: Hop, sock, key_types: tuple, timeout: float) -> paramiko
             f"({error.strerror or error}).",
             retryable=True,
         )
+    except Exception as error:  # paramiko re-raises whatever its transport thread hit
+        problem = SetupError(
+            f"The SSH handshake with {hop.address} failed ({type(error).__name__}: {error}): "
+            f"check {hop.prefix}_host and {hop.prefix}_port.",
+            retryable=True,
+        )
     else:
         if not transport.initial_kex_done:
             # start_client returns quietly, without a session, when its own timeout runs out
@@ -916,8 +917,10 @@ def _describe_handshake_failure(hop: Hop, text: str, timeout: float, key_types: 
                 retryable=True,
             )
         return SetupError(
-            f"{hop.address} is not an SSH server (it did not answer with an SSH banner): check "
-            f"{hop.prefix}_host and {hop.prefix}_port.",
+            f"{hop.address} is not an SSH server, or it turned the connection away: it closed "
+            f"the connection without an SSH banner (a busy server does that past MaxStartups). "
+            f"Check {hop.prefix}_host and {hop.prefix}_port.",
+            retryable=True,
         )
     if "incompatible" in text.lower() or "no acceptable" in text.lower():
         return _IncompatibleHostKeyTypes(
@@ -1019,22 +1022,34 @@ def _authenticate(hop: Hop, transport: paramiko.Transport, pkey: paramiko.PKey) 
             f"allows: {', '.join(error.allowed_types) or 'nothing'}): enable "
             f"PubkeyAuthentication or check {hop.prefix}_user."
         )
-    except paramiko.AuthenticationException:
-        problem = SetupError(
-            f"Authentication refused by {hop.address} for user '{hop.user}' with the key in "
-            f"'{hop.key_setting}' (fingerprint {fingerprint(pkey.asbytes())}): check "
-            f"{hop.prefix}_user, and that the key's public half is in that user's "
-            f"~/.ssh/authorized_keys on the server."
+    except paramiko.AuthenticationException as error:
+        # paramiko raises this type also for a timeout or a connection that died mid-login.
+        refused = transport.is_active() and "timeout" not in str(error).lower()
+        problem = (
+            SetupError(
+                f"Authentication refused by {hop.address} for user '{hop.user}' with the key in "
+                f"'{hop.key_setting}' (fingerprint {fingerprint(pkey.asbytes())}): check "
+                f"{hop.prefix}_user, and that the key's public half is in that user's "
+                f"~/.ssh/authorized_keys on the server."
+            )
+            if refused
+            else _login_interrupted(hop, transport, error)
         )
-    except (paramiko.SSHException, EOFError, OSError) as error:
-        problem = SetupError(
-            f"{hop.address} did not complete authentication for user '{hop.user}' within "
-            f"{transport.auth_timeout:g} s ({error or type(error).__name__}).",
-            retryable=True,
-        )
+    except Exception as error:  # SSHException, EOFError, OSError: the login did not finish
+        problem = _login_interrupted(hop, transport, error)
     if problem:
         _close_transport(transport)
         raise problem
+
+
+def _login_interrupted(hop: Hop, transport: paramiko.Transport, error: Exception) -> SetupError:
+    """The error for a login that timed out or whose connection died (not a refusal)."""
+    return SetupError(
+        f"{hop.address} did not complete authentication for user '{hop.user}' within "
+        f"{transport.auth_timeout:g} s: it stopped answering or closed the connection "
+        f"({error or type(error).__name__}).",
+        retryable=True,
+    )
 
 
 def _open_channel(transport, hop: Hop, destination: tuple, what: str, timeout: float):
@@ -1142,9 +1157,9 @@ def open_ssh_session(settings: Settings, known_hosts: dict) -> SshSession:
                 known_hosts[hop.address] = host_key_line(server_key)
                 log.warning(
                     f"The SSH host key of {hop.address} is not pinned: trusting it on first use "
-                    f"({_host_key_type(server_key)} {fingerprint(server_key.asbytes())}) and "
-                    f"refusing any other key from now on. To pin it, set {hop.prefix}_host_key "
-                    f"to: {host_key_line(server_key)}"
+                    f"({_host_key_type(server_key)} {fingerprint(server_key.asbytes())}); a sync "
+                    f"records it and refuses any other key from then on. To pin it, set "
+                    f"{hop.prefix}_host_key to: {host_key_line(server_key)}"
                 )
             _authenticate(hop, transport, keys[hop.prefix])
             transport.set_keepalive(max(1, int(timeout / 3)))
@@ -1224,6 +1239,12 @@ class _Forwarder(sshtunnel.SSHTunnelForwarder):
     def _connect_to_gateway(self):
         self._transport = self._session.transport
 
+    def _check_is_started(self):
+        # sshtunnel also demands a live transport here, so after a dropped session the local port
+        # became unreadable and teardown warned "not started": started means the listener serves.
+        if not self.is_alive:
+            raise sshtunnel.HandlerSSHTunnelForwarderError("The tunnel is not started.")
+
     def _make_ssh_forward_handler_class(self, remote_address_):
         handler = super()._make_ssh_forward_handler_class(remote_address_)
         return type("Handler", (_ForwardHandler, handler), {})
@@ -1233,15 +1254,15 @@ class _Forwarder(sshtunnel.SSHTunnelForwarder):
         return self._session.is_active()
 
 
-def open_tunnel(settings: Settings, known_hosts: dict):
-    """An open tunnel from 127.0.0.1:<local port> to the API; always closed with close_tunnel()."""
-    started = time.monotonic()
-    session = open_ssh_session(settings, known_hosts)
-    tunnel = _Forwarder(
+def _new_forwarder(session: SshSession, settings: Settings) -> _Forwarder:
+    """An sshtunnel forwarder on 127.0.0.1 over `session`, blind to this machine's SSH setup."""
+    return _Forwarder(
         session,
         ssh_address_or_host=(settings.target.host, settings.target.port),
         ssh_username=settings.target.user,
         ssh_pkey=session.pkey,  # a key object: given as text, sshtunnel would log it
+        # Defence in depth: the session is already authenticated with the configured key only,
+        # and these keep sshtunnel from ever loading the agent's or ~/.ssh's keys or config.
         allow_agent=False,
         host_pkey_directories=[],
         ssh_config_file=None,
@@ -1253,6 +1274,17 @@ def open_tunnel(settings: Settings, known_hosts: dict):
         # (the playground answers in ~1 ms).
         threaded=False,
     )
+
+
+def open_tunnel(settings: Settings, known_hosts: dict):
+    """An open tunnel from 127.0.0.1:<local port> to the API; always closed with close_tunnel()."""
+    started = time.monotonic()
+    session = open_ssh_session(settings, known_hosts)
+    try:
+        tunnel = _new_forwarder(session, settings)
+    except BaseException:
+        session.close()
+        raise
     try:
         tunnel.start()
     except sshtunnel.BaseSSHTunnelForwarderError:
@@ -1310,6 +1342,7 @@ class ApiClient:
         self.settings = settings
         self.known_hosts = known_hosts
         self.reconnects = 0
+        self.local_port = None  # of the current tunnel: read once, as it opens
         self._tunnel = None
         self._pool = None
 
@@ -1319,10 +1352,6 @@ class ApiClient:
 
     def __exit__(self, *exc_info):
         self._close()
-
-    @property
-    def local_port(self) -> int:
-        return self._tunnel.local_bind_port
 
     @property
     def host_header(self) -> str | None:
@@ -1336,15 +1365,29 @@ class ApiClient:
         return name if s.remote_port == default_port else f"{name}:{s.remote_port}"
 
     def _open(self) -> None:
-        """Open the tunnel and an HTTP connection pool on its local port."""
-        s = self.settings
+        """Open the tunnel and an HTTP connection pool on its local port; on failure, nothing
+        stays open."""
         # Before the tunnel: a bad api_ca_certificate must not leave an open tunnel behind.
-        tls_context = _tls_context(s.api_ca_certificate) if s.api_scheme == "https" else None
+        tls_context = (
+            _tls_context(self.settings.api_ca_certificate)
+            if self.settings.api_scheme == "https"
+            else None
+        )
         self._tunnel = open_tunnel(self.settings, self.known_hosts)
+        try:
+            self.local_port = self._tunnel.local_bind_port
+            self._pool = self._new_pool(tls_context)
+        except BaseException:
+            self._close()
+            raise
+
+    def _new_pool(self, tls_context: ssl.SSLContext | None):
+        """A urllib3 pool of one connection to the tunnel's local port."""
+        s = self.settings
         timeout = urllib3.Timeout(connect=s.ssh_timeout, read=s.http_timeout)
         if s.api_scheme == "https":
             tls_name = s.api_hostname or s.remote_host
-            self._pool = urllib3.HTTPSConnectionPool(
+            return urllib3.HTTPSConnectionPool(
                 "127.0.0.1",
                 self.local_port,
                 headers=self._headers(),
@@ -1355,15 +1398,14 @@ class ApiClient:
                 assert_hostname=tls_name,
                 ssl_context=tls_context,
             )
-        else:
-            self._pool = urllib3.HTTPConnectionPool(
-                "127.0.0.1",
-                self.local_port,
-                headers=self._headers(),
-                timeout=timeout,
-                retries=False,
-                maxsize=1,
-            )
+        return urllib3.HTTPConnectionPool(
+            "127.0.0.1",
+            self.local_port,
+            headers=self._headers(),
+            timeout=timeout,
+            retries=False,
+            maxsize=1,
+        )
 
     def _headers(self) -> dict:
         """Headers of every request; built in its own frame so no local of a frame that can raise
@@ -1416,42 +1458,17 @@ class ApiClient:
                 time.sleep(delay)
 
     def get_json(self, path: str) -> dict:
-        """GET `path` through the tunnel and return its JSON object; retries what may pass."""
+        """GET `path` through the tunnel and return its JSON object, retrying what may pass:
+        dropped connections, timeouts, 429 (after its Retry-After) and 5xx."""
         problem = ""
         for attempt in range(1, _HTTP_MAX_ATTEMPTS + 1):
             if not self._tunnel.is_active:
                 self._reconnect()
-            started = time.monotonic()
-            delay = _backoff(attempt)
-            try:
-                response = self._pool.request("GET", path, redirect=False, preload_content=True)
-            except urllib3.exceptions.SSLError as error:
-                raise SetupError(_tls_problem(self.settings, error)) from None
-            except urllib3.exceptions.ReadTimeoutError:
-                problem = (
-                    f"the API sent no answer within http_timeout "
-                    f"({self.settings.http_timeout:g} s)"
-                )
-            except urllib3.exceptions.HTTPError as error:
-                problem = f"the connection through the tunnel failed ({_root_cause(error)})"
-                if self._tunnel.is_active:
-                    problem += self._diagnose_forwarding()
-            else:
-                log.debug(
-                    f"GET {path}: {response.status}, {len(response.data)} bytes, "
-                    f"{(time.monotonic() - started) * 1000:.1f} ms"
-                )
-                if response.status == 200:
-                    return _parse_page(response, path)
-                problem = f"HTTP {response.status}"
-                if response.status == 429:
-                    retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
-                    if retry_after is not None:
-                        delay = retry_after
-                        problem += f" (rate limited, Retry-After {retry_after:g} s)"
-                elif response.status < 500:
-                    raise SetupError(_http_status_problem(response.status, path))
+            page, problem, wait = self._try_get(path)
+            if page is not None:
+                return page
             if attempt < _HTTP_MAX_ATTEMPTS:
+                delay = _backoff(attempt) if wait is None else wait
                 log.warning(
                     f"GET {path} failed: {problem}; retry {attempt} of {_HTTP_MAX_ATTEMPTS - 1} "
                     f"in {delay:.1f} s."
@@ -1463,6 +1480,39 @@ class ApiClient:
             f"(remote_host, remote_port), or raise http_timeout.",
             retryable=True,
         )
+
+    def _try_get(self, path: str) -> tuple:
+        """One GET: (page, None, None), or (None, what failed, seconds to wait or None for the
+        backoff) when a retry may help; raises SetupError when it cannot."""
+        started = time.monotonic()
+        try:
+            response = self._pool.request("GET", path, redirect=False, preload_content=True)
+        except urllib3.exceptions.SSLError as error:
+            cause = _root_cause(error)
+            if not re.search(r"EOF|reset|timed out", cause, re.IGNORECASE):
+                raise SetupError(_tls_problem(self.settings, cause)) from None
+            return None, f"the TLS connection through the tunnel failed ({cause})", None
+        except urllib3.exceptions.ReadTimeoutError:
+            timeout = self.settings.http_timeout
+            return None, f"the API sent no answer within http_timeout ({timeout:g} s)", None
+        except urllib3.exceptions.HTTPError as error:
+            problem = f"the connection through the tunnel failed ({_root_cause(error)})"
+            if self._tunnel.is_active:
+                problem += self._diagnose_forwarding()
+            return None, problem, None
+        log.debug(
+            f"GET {path}: {response.status}, {len(response.data)} bytes, "
+            f"{(time.monotonic() - started) * 1000:.1f} ms"
+        )
+        if response.status == 200:
+            return _parse_page(response, path), None, None
+        if response.status == 429:
+            wait = _retry_after_seconds(response.headers.get("Retry-After"))
+            note = f" (rate limited, Retry-After {wait:g} s)" if wait is not None else ""
+            return None, f"HTTP 429{note}", wait
+        if response.status >= 500:
+            return None, f"HTTP {response.status}", None
+        raise SetupError(_http_status_problem(response.status, path))
 
     def _diagnose_forwarding(self) -> str:
         """Why a forwarded connection failed while the SSH session is up, if the server says."""
@@ -1494,9 +1544,8 @@ def _tls_context(ca_pem: str) -> ssl.SSLContext:
     raise SetupError(problem)
 
 
-def _tls_problem(settings: Settings, error: Exception) -> str:
-    """The message for a failed TLS handshake with the API."""
-    cause = _root_cause(error)
+def _tls_problem(settings: Settings, cause: str) -> str:
+    """The message for a TLS handshake with the API that a retry cannot fix."""
     name = settings.api_hostname or settings.remote_host
     if "hostname" in cause.lower() or "match" in cause.lower():
         fix = f"set api_hostname to a name the certificate is issued for (now '{name}')"
@@ -1546,6 +1595,8 @@ def _retry_after_seconds(value: str | None) -> float | None:
             seconds = (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds()
         except (TypeError, ValueError):
             return None
+    if not math.isfinite(seconds):
+        return None
     return min(max(seconds, 0.0), _RETRY_AFTER_CAP_SECONDS)
 
 
@@ -1742,6 +1793,8 @@ def check_ssh_connection(configuration: dict):
         session = open_ssh_session(settings, {})
     except SetupError as error:
         return Test.failure(str(error))
+    except Exception as error:  # the dashboard shows a failure, never a traceback
+        return Test.failure(f"Unexpected error: {type(error).__name__}: {error}")
     session.close()
     for address, key in session.server_keys.items():
         log.info(
@@ -1763,6 +1816,8 @@ def check_api_through_tunnel(configuration: dict):
             page = client.get_json(settings.api_path)
     except SetupError as error:
         return Test.failure(str(error))
+    except Exception as error:  # the dashboard shows a failure, never a traceback
+        return Test.failure(f"Unexpected error: {type(error).__name__}: {error}")
     log.info(
         f"API OK: GET {settings.api_path} answered 200 with {len(page['data'])} records"
         + (" and a next page" if page.get("next_page_url") else "")

@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 
+import paramiko
 import psutil
 import pytest
 from conftest import tunnel_config, wait_until
@@ -152,6 +153,10 @@ def _setup_error(configuration: dict, bound: float) -> str:
 
 def _page_requests(api: FakeApi, page: int) -> int:
     return sum(1 for path in list(api.requests) if f"page={page}&" in path)
+
+
+def _active_transports() -> list:
+    return [t for t in threading.enumerate() if isinstance(t, paramiko.Transport) and t.active]
 
 
 def _source_ids(total: int) -> set:
@@ -455,6 +460,28 @@ def test_session_killed_mid_sync_reconnects_and_every_record_arrives_once(
     _assert_each_record_once(recorder, _source_ids(api.total))
     assert "dropped: reopening the tunnel (reconnect 1 of at most 2)" in logs.text("warning")
     assert "1 reconnects" in logs.text("info")
+
+
+@pytest.mark.openssh
+def test_session_killed_while_records_are_upserted_reconnects_and_finishes(
+    config, recorder, logs, api, sshd
+):
+    # Most of a real sync's time is spent upserting, so that is where a drop usually lands.
+    upsert, killed = recorder.upsert, []
+
+    def upsert_then_kill(table, data):
+        upsert(table, data)
+        if not killed:
+            killed.append(sshd.kill_sessions())
+            # Let the client notice before the sync goes on: the drop is then seen mid-upserts.
+            assert wait_until(lambda: not _active_transports(), deadline=10)
+
+    recorder.upsert = upsert_then_kill
+    error = _run_sync(config(), bound=10)
+    assert error is None, error
+    assert killed and killed[0] >= 1
+    _assert_each_record_once(recorder, _source_ids(api.total))
+    assert "dropped: reopening the tunnel (reconnect 1 of" in logs.text("warning")
 
 
 @pytest.mark.openssh

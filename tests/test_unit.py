@@ -314,7 +314,8 @@ def test_settings_repr_hides_every_secret(client_key):
 def test_example_configuration_holds_exactly_the_keys_the_code_reads():
     example = json.loads((_PROJECT / "configuration.json.example").read_text())
     assert list(example) == [f.key for f in connector.FIELDS]
-    assert all(isinstance(v, str) for v in example.values())
+    for f in connector.FIELDS:  # optional: empty, so that FIELDS alone holds the defaults
+        assert example[f.key] == "" if f.default is not None else example[f.key].startswith("<")
 
 
 def test_schema_declares_user_with_id_key_and_utc_timestamps():
@@ -322,3 +323,65 @@ def test_schema_declares_user_with_id_key_and_utc_timestamps():
     assert table["table"] == "user" and table["primary_key"] == ["id"]
     assert table["columns"]["createdAt"] == "UTC_DATETIME"
     assert table["columns"]["updatedAt"] == "UTC_DATETIME"
+
+
+# --- Causes told apart ---
+
+
+class _LoginTransport:
+    """A transport whose login raises `error`; `active` says whether the connection survived."""
+
+    auth_timeout = 2.0
+
+    def __init__(self, error, active):
+        self.error, self.active = error, active
+        self.packetizer = type("P", (), {"complete_handshake": lambda self: None})()
+
+    def auth_publickey(self, user, key):
+        raise self.error
+
+    def is_active(self):
+        return self.active
+
+    def close(self):
+        self.active = False
+
+    def is_alive(self):
+        return False
+
+
+@pytest.mark.parametrize(
+    "error, active, expected, retryable",
+    [
+        (paramiko.AuthenticationException("Authentication failed."), True, "refused", False),
+        (paramiko.AuthenticationException("Authentication timeout."), True, "did not", True),
+        (paramiko.AuthenticationException("saw EOF"), False, "did not complete", True),
+        (EOFError(), False, "did not complete", True),
+    ],
+)
+def test_a_login_that_times_out_or_drops_is_not_called_refused(
+    client_key, error, active, expected, retryable
+):
+    settings = connector.parse_configuration(config(client_key))
+    key = connector.load_private_key(
+        settings.target.key_text, settings.target.passphrase, ("a", "b")
+    )
+    with pytest.raises(connector.SetupError) as caught:
+        connector._authenticate(settings.target, _LoginTransport(error, active), key)
+    assert expected in str(caught.value)
+    assert caught.value.retryable is retryable
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "soon"])
+def test_a_retry_after_that_is_not_a_number_falls_back_to_backoff(value):
+    assert connector._retry_after_seconds(value) is None
+
+
+def test_retry_after_is_capped():
+    assert connector._retry_after_seconds("86400") == connector._RETRY_AFTER_CAP_SECONDS
+
+
+def test_a_host_name_that_cannot_be_encoded_is_named_without_a_lookup(client_key):
+    settings = connector.parse_configuration(config(client_key, ssh_host="bastion..example.com"))
+    with pytest.raises(connector.SetupError, match="Could not resolve ssh_host"):
+        connector._tcp_connect(settings.target, 1.0)
