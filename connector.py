@@ -1120,6 +1120,16 @@ def _tofu_pins(hop: Hop, known_hosts: dict) -> tuple:
     return (), "none"
 
 
+def _socket_opener(hop: Hop, outer, outer_hop: Hop, timeout: float) -> Callable:
+    """How to reach `hop`: a TCP connection, or (behind a jump host) a channel through the
+    outer hop's transport. Called once per connection attempt."""
+    if outer is None:
+        return lambda: _tcp_connect(hop, timeout)
+    return lambda: _open_channel(
+        outer, outer_hop, (hop.host, hop.port), "the SSH server (ssh_host, ssh_port)", timeout
+    )
+
+
 def open_ssh_session(settings: Settings, known_hosts: dict) -> SshSession:
     """Connect, verify and authenticate hop by hop (jump host first), then check that the last hop
     forwards to the API. `known_hosts` (address -> key line) is read for and updated with keys
@@ -1133,22 +1143,8 @@ def open_ssh_session(settings: Settings, known_hosts: dict) -> SshSession:
     timeout = settings.ssh_timeout
     try:
         for hop in hops:
-            if session.transports:
-                outer, outer_hop = session.transport, hops[0]
-
-                def open_socket(outer=outer, outer_hop=outer_hop, hop=hop):
-                    return _open_channel(
-                        outer,
-                        outer_hop,
-                        (hop.host, hop.port),
-                        "the SSH server (ssh_host, ssh_port)",
-                        timeout,
-                    )
-            else:
-
-                def open_socket(hop=hop):
-                    return _tcp_connect(hop, timeout)
-
+            outer = session.transport if session.transports else None
+            open_socket = _socket_opener(hop, outer, hops[0], timeout)
             pins, origin = _tofu_pins(hop, known_hosts)
             transport, server_key = _verified_session(hop, open_socket, pins, origin, timeout)
             session.transports.append(transport)
@@ -1713,9 +1709,10 @@ def sync_pages(client: ApiClient, settings: Settings, state: dict) -> dict:
     pages = 0
     for pages in range(1, _MAX_PAGES + 1):
         page = client.get_json(path)
+        # Checked before the upserts: a foreign next_page_url fails the sync before it writes.
+        path = next_page_path(page.get("next_page_url"), settings, client.local_port)
         for item in page["data"]:
             op.upsert(table=_TABLE, data=item)
-        path = next_page_path(page.get("next_page_url"), settings, client.local_port)
         state["sync_records"] = state.get("sync_records", 0) + len(page["data"])
         state["sync_newest"] = _newest(state.get("sync_newest"), page["data"])
         if path:

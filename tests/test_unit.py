@@ -186,6 +186,7 @@ def test_foreign_next_page_url_is_refused_and_the_tunnel_closed(mocked, client_k
     with pytest.raises(connector.SetupError, match="Refusing to follow next_page_url"):
         connector.update(configuration=config(client_key, api_path="/items"), state={})
     assert FakePool.requested == ["/items"]
+    assert mocked.upserts == [] and mocked.checkpoints == []
     assert FakeForwarder.instances[0].stopped
 
 
