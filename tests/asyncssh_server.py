@@ -51,6 +51,17 @@ class AsyncSshServer:
             def begin_auth(self, username):
                 return True
 
+            def public_key_auth_supported(self):
+                return True
+
+            def validate_public_key(self, username, key):
+                # Like sshd: only the server's own user, and only keys in authorized_keys (read
+                # at each login, as tests add keys while it runs).
+                lines = config.authorized_keys_path.read_text().split("\n")
+                allowed = {line.split()[1] for line in lines if len(line.split()) >= 2}
+                blob = key.export_public_key("openssh").split()[1].decode()
+                return username == config.user and blob in allowed
+
             def connection_requested(self, dest_host, dest_port, orig_host, orig_port):
                 return forwarding
 
@@ -59,7 +70,6 @@ class AsyncSshServer:
             config.port,
             server_factory=Server,
             server_host_keys=host_keys,
-            authorized_client_keys=str(config.authorized_keys_path),
             password_auth=False,
             kbdint_auth=False,
         )

@@ -29,7 +29,10 @@ _START_DEADLINE = 15.0  # seconds for a server to start listening
 
 
 def have_openssh() -> bool:
-    """Whether a real OpenSSH sshd and ssh-keygen are installed."""
+    """Whether a real OpenSSH sshd and ssh-keygen are installed (SSH_TEST_SERVER=asyncssh
+    pretends they are not, to exercise the fallback where they are)."""
+    if os.environ.get("SSH_TEST_SERVER") == "asyncssh":
+        return False
     return bool(SSHD and SSH_KEYGEN)
 
 
