@@ -1378,29 +1378,24 @@ class ApiClient:
             raise
 
     def _new_pool(self, tls_context: ssl.SSLContext | None):
-        """A urllib3 pool of one connection to the tunnel's local port."""
+        """A urllib3 pool of one connection to the tunnel's local port; over HTTPS, TLS checks
+        the name the API's certificate is for (api_hostname, else remote_host)."""
         s = self.settings
-        timeout = urllib3.Timeout(connect=s.ssh_timeout, read=s.http_timeout)
-        if s.api_scheme == "https":
-            tls_name = s.api_hostname or s.remote_host
-            return urllib3.HTTPSConnectionPool(
-                "127.0.0.1",
-                self.local_port,
-                headers=self._headers(),
-                timeout=timeout,
-                retries=False,
-                maxsize=1,
-                server_hostname=tls_name,
-                assert_hostname=tls_name,
-                ssl_context=tls_context,
-            )
-        return urllib3.HTTPConnectionPool(
+        tls_name = s.api_hostname or s.remote_host
+        tls = (
+            {"server_hostname": tls_name, "assert_hostname": tls_name, "ssl_context": tls_context}
+            if s.api_scheme == "https"
+            else {}
+        )
+        pool_class = urllib3.HTTPSConnectionPool if tls else urllib3.HTTPConnectionPool
+        return pool_class(
             "127.0.0.1",
             self.local_port,
             headers=self._headers(),
-            timeout=timeout,
+            timeout=urllib3.Timeout(connect=s.ssh_timeout, read=s.http_timeout),
             retries=False,
             maxsize=1,
+            **tls,
         )
 
     def _headers(self) -> dict:

@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -34,7 +33,7 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from servers import TESTS_DIR, Playground, SshServer, have_openssh, make_key
+from servers import TESTS_DIR, Playground, SshServer, have_openssh, make_key, read_first_line
 
 _API_KEY = "benchmark-api-key-0123456789"
 _PER_PAGE = 1000
@@ -73,7 +72,7 @@ class FakeApiProcess:
             stderr=subprocess.DEVNULL,
             text=True,
         )
-        self.port = json.loads(_first_line(self.process, _SERVER_DEADLINE))["port"]
+        self.port = json.loads(read_first_line(self.process, _SERVER_DEADLINE))["port"]
         return self
 
     def __exit__(self, *exc_info):
@@ -84,18 +83,6 @@ class FakeApiProcess:
             self.process.kill()
             self.process.wait(10)
         self.process.stdout.close()
-
-
-def _first_line(process, deadline: float) -> str:
-    """The first line a child prints, or an error if none comes within the deadline."""
-    lines = []
-    reader = threading.Thread(target=lambda: lines.append(process.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(deadline)
-    if not lines or not lines[0]:
-        process.kill()
-        raise RuntimeError(f"server printed nothing within {deadline} s")
-    return lines[0]
 
 
 # --- The three ways to reach the API ---

@@ -280,7 +280,7 @@ class Playground:
         self.process = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True
         )
-        line = _read_line_with_deadline(self.process, _START_DEADLINE * 2)
+        line = read_first_line(self.process, _START_DEADLINE * 2)
         self.port = json.loads(line)["port"]
         return self
 
@@ -315,7 +315,7 @@ class Playground:
         self.stop()
 
 
-def _read_line_with_deadline(process, deadline: float) -> str:
+def read_first_line(process, deadline: float) -> str:
     """The first line a child prints, or an error if it prints none within the deadline."""
     result = []
     reader = threading.Thread(target=lambda: result.append(process.stdout.readline()), daemon=True)
