@@ -663,6 +663,7 @@ class HostKeyPin:
     key_type: str | None  # None: a fingerprint that does not say its key type
     blob: bytes | None = None
     fingerprint: str | None = None
+    revoked: bool = False  # a known_hosts @revoked line: this key is refused, whatever else
 
     def matches(self, key: paramiko.PKey) -> bool:
         """Whether the server's key is this one."""
@@ -699,6 +700,13 @@ def parse_host_keys(text: str, setting: str) -> tuple:
             continue
         tokens = line.split()
         if tokens[0] == "@revoked":
+            revoked = _pin_from_key_tokens(tokens[1:])
+            if revoked is None:
+                raise SetupError(
+                    f"Configuration key '{setting}', line {number}: an @revoked line must carry "
+                    f"the revoked public key ('@revoked <host> ssh-ed25519 AAAA...')."
+                )
+            pins.append(HostKeyPin(revoked.key_type, blob=revoked.blob, revoked=True))
             continue
         if tokens[0] == "@cert-authority":
             raise SetupError(
@@ -718,7 +726,7 @@ def parse_host_keys(text: str, setting: str) -> tuple:
                 f"not supported: pin the server's Ed25519, ECDSA or RSA key."
             )
         pins.append(pin)
-    if not pins and text.strip():
+    if text.strip() and all(pin.revoked for pin in pins):
         # Set but pinning nothing: accepting any server here would be a silent hole.
         raise SetupError(
             f"Configuration key '{setting}' holds no host key to pin (only comments or @revoked "
@@ -966,6 +974,8 @@ def _verified_session(
     A fingerprint does not say its key type, so the key types are offered one family at a time
     until the server presents a key that matches or has no other type: a server that also holds
     the pinned key is never reported as a mismatch."""
+    revoked = [pin for pin in pins if pin.revoked]
+    pins = tuple(pin for pin in pins if not pin.revoked)
     tried, presented = set(), []
     for _ in range(len(_HOST_KEY_ALGORITHMS)):
         key_types = _candidate_key_types(pins, tried)
@@ -976,6 +986,14 @@ def _verified_session(
         except _IncompatibleHostKeyTypes:
             break
         server_key = transport.get_remote_server_key()
+        if any(pin.matches(server_key) for pin in revoked):
+            _close_transport(transport)
+            raise SetupError(
+                f"The SSH host key of {hop.address} ({_host_key_type(server_key)} "
+                f"{fingerprint(server_key.asbytes())}) is marked @revoked in "
+                f"{hop.prefix}_host_key: it is not trusted. No credentials or requests were "
+                f"sent. The server needs a new host key (then pin that one)."
+            )
         if not pins or any(pin.matches(server_key) for pin in pins):
             return transport, server_key
         _close_transport(transport)

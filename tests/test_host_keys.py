@@ -285,6 +285,27 @@ def test_host_key_setting_without_a_usable_key_is_refused_not_ignored(
     assert recorder.upserts == [] and recorder.checkpoints == []
 
 
+@pytest.mark.integration
+@pytest.mark.openssh
+def test_a_revoked_server_key_is_refused_even_when_also_pinned(
+    sshd, api_config, fake_api, recorder
+):
+    key = sshd.host_key_line("ed25519")
+    message = _refusal(api_config(ssh_host_key=f"* {key}\n@revoked * {key}"))
+    assert "is marked @revoked in ssh_host_key" in message
+    assert fake_api.requests == [] and recorder.upserts == []
+
+
+@pytest.mark.integration
+@pytest.mark.openssh
+def test_a_revoked_line_for_another_key_does_not_stop_the_pinned_one(
+    sshd, api_config, fake_api, recorder, stranger_line
+):
+    pins = f"@revoked * {stranger_line}\n127.0.0.1 {sshd.host_key_line('ed25519')}"
+    connector.update(configuration=api_config(ssh_host_key=pins), state={})
+    assert fake_api.requests and recorder.upserts
+
+
 # --- Trust on first use ---
 
 
