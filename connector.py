@@ -514,23 +514,24 @@ def _normalized_key_pem(key_text: Secret, setting: str) -> Secret:
 def _openssh_key_info(pem: Secret) -> tuple:
     """(key type, encrypted) read from the header of an OpenSSH private key, or (None, None)."""
     try:
-        blob = base64.b64decode("".join(pem.reveal().splitlines()[1:-1]), validate=True)
+        # Decoded key material stays wrapped: a crash report prints the locals of this frame.
+        blob = Secret(base64.b64decode("".join(pem.reveal().splitlines()[1:-1]), validate=True))
     except (binascii.Error, ValueError):
         return None, None
     magic = b"openssh-key-v1\0"
-    if not blob.startswith(magic):
+    if not blob.reveal().startswith(magic):
         return None, None
     try:
         offset = len(magic)
         fields = []
         for _ in range(3):  # cipher name, kdf name, kdf options
-            (length,) = struct.unpack(">I", blob[offset : offset + 4])
-            fields.append(blob[offset + 4 : offset + 4 + length])
+            (length,) = struct.unpack(">I", blob.reveal()[offset : offset + 4])
+            fields.append(blob.reveal()[offset + 4 : offset + 4 + length])
             offset += 4 + length
         offset += 4  # number of keys
         offset += 4  # length of the public key blob
-        (type_length,) = struct.unpack(">I", blob[offset : offset + 4])
-        key_type = blob[offset + 4 : offset + 4 + type_length].decode("ascii", "replace")
+        (type_length,) = struct.unpack(">I", blob.reveal()[offset : offset + 4])
+        key_type = blob.reveal()[offset + 4 : offset + 4 + type_length].decode("ascii", "replace")
     except struct.error:
         return None, None
     return key_type, fields[0] != b"none"
