@@ -1252,6 +1252,8 @@ class _Forwarder(sshtunnel.SSHTunnelForwarder):
         self._transport = session.transport  # start() then skips its own gateway connection
 
     def _connect_to_gateway(self):
+        """Never log in on sshtunnel's own terms (agent, ~/.ssh, no timeouts): the gateway
+        session is always the one open_ssh_session verified."""
         self._transport = self._session.transport
 
     def _check_is_started(self):
